@@ -1,0 +1,58 @@
+//! Random identifiers and small time helpers.
+
+use base64::Engine;
+
+/// `n` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    // The OS generator failing is not something a request can cause; without it no key is safe.
+    getrandom::fill(&mut out).unwrap_or_else(|e| panic!("operating system RNG unavailable: {e}"));
+    out
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("operating system RNG unavailable: {e}"));
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// URL-safe id with 128 random bits (22 characters, `A-Z a-z 0-9 - _`).
+pub fn new_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 rendering of Unix seconds (UTC).
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Document Server's `created` format in history: `YYYY-MM-DD HH:MM:SS`.
+pub fn docserver_time(secs: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}

@@ -1,0 +1,6 @@
+//! The Document Server (ONLYOFFICE Docs API) protocol and user identity.
+
+pub mod editor;
+pub mod formats;
+pub mod identity;
+pub mod jwt;
