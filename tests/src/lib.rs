@@ -4,6 +4,7 @@
 
 pub mod docserver;
 pub mod faults;
+pub mod rig;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -524,3 +524,90 @@ fn vault_refuses_layouts_that_lose_more_than_parity() {
         assert!(err.to_string().contains("SKYE_PROVIDERS"), "{err}");
     });
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::subsequence;
+
+    fn embedded_vault(dir: &std::path::Path, segment: u32) -> Vault {
+        let keys =
+            Arc::new(eurooffice_connector::keys::LocalKeyProvider::open(&dir.join("k")).unwrap());
+        let providers: Vec<Arc<dyn ObjectStore>> = (0..6)
+            .map(|i| {
+                Arc::new(eurooffice_connector::storage::MemStore::new(format!(
+                    "m{i}"
+                ))) as Arc<dyn ObjectStore>
+            })
+            .collect();
+        Vault::new(
+            keys,
+            providers,
+            VaultSettings {
+                segment_bytes: segment,
+                ..VaultSettings::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn check(segment: u32, len: usize, lost: Vec<usize>) -> Result<(), TestCaseError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let v = embedded_vault(dir.path(), segment);
+        let data = pseudo_random(len, len as u64 ^ 0xabcdef);
+        rt.block_on(async {
+            let mut manifest = put(&v, &data).await;
+            for &i in &lost {
+                manifest.shards[i].missing = true;
+            }
+            let (released, failed) = released_before_failure(&v, &manifest).await;
+            if lost.len() <= 2 {
+                prop_assert!(!failed, "{} bytes, lost {:?}", len, lost);
+                prop_assert!(
+                    released == data,
+                    "{} bytes round-trip, lost {:?}",
+                    len,
+                    lost
+                );
+            } else {
+                prop_assert!(failed, "{} bytes with {:?} lost must fail", len, lost);
+                prop_assert!(data.starts_with(&released), "only verified bytes released");
+            }
+            Ok(())
+        })
+    }
+
+    /// Sizes around segment (4 KiB), stripe (16 KiB) and shard boundaries, and anywhere else.
+    fn small_sizes() -> impl Strategy<Value = usize> {
+        let seg = SMALL_SEGMENT as usize;
+        prop_oneof![
+            0usize..400_000,
+            (0usize..40, -2i64..=2).prop_map(move |(n, d)| ((n * seg) as i64 + d).max(0) as usize),
+            (0usize..10, -1i64..=1)
+                .prop_map(move |(n, d)| ((n * 4 * seg) as i64 + d).max(0) as usize),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn small_segments_round_trip_through_any_erasures(len in small_sizes(), lost in subsequence((0..6).collect::<Vec<_>>(), 0..=3)) {
+            check(SMALL_SEGMENT, len, lost)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+        #[test]
+        fn real_segments_round_trip_up_to_64_mib(
+            len in prop_oneof![0usize..(64 << 20), (1usize..=16).prop_map(|n| n * (4 << 20)), Just(64 << 20)],
+            lost in subsequence((0..6).collect::<Vec<_>>(), 0..=2),
+        ) {
+            check(1 << 20, len, lost)?;
+        }
+    }
+}
