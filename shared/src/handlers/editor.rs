@@ -86,14 +86,21 @@ const PAGE: &str = r#"<!doctype html>
     status.className = "error";
   }
 
+  // Behind API Gateway's JWT authorizer the embedding app passes the user's token in the URL
+  // fragment (never sent to any server); otherwise the skye_token cookie identifies the user.
+  var bearer = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (bearer) history.replaceState(null, "", location.pathname + location.search);
+
   function openSession() {
     var body = { file_id: fileId };
+    var headers = { "Content-Type": "application/json" };
+    if (bearer) headers.Authorization = "Bearer " + bearer;
     if (params.get("mode") === "view") body.mode = "view";
     if (params.get("lang")) body.lang = params.get("lang");
     return fetch("/api/eurooffice/session", {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json" },
+      headers: headers,
       body: JSON.stringify(body)
     }).then(function (r) {
       return r.json().then(function (j) {
