@@ -189,6 +189,23 @@ def ensure_key(kms, alias):
 # ---------------------------------------------------------------- main
 
 
+# Values the tests read back through the connector's secret references (not real secrets).
+TEST_SECRET_VALUE = "secret-from-secrets-manager-0123456789abcdef"
+TEST_PARAMETER_VALUE = "secret-from-ssm-parameter-0123456789abcdef"
+
+
+def ensure_test_secrets(sm, ssm):
+    """A Secrets Manager secret and an SSM SecureString for the secret-reference tests."""
+    name = "skye/test-eurooffice-jwt"
+    try:
+        arn = sm.describe_secret(SecretId=name)["ARN"]
+    except sm.exceptions.ResourceNotFoundException:
+        arn = sm.create_secret(Name=name, SecretString=TEST_SECRET_VALUE)["ARN"]
+    parameter = "/skye/test/user-jwt"
+    ssm.put_parameter(Name=parameter, Value=TEST_PARAMETER_VALUE, Type="SecureString", Overwrite=True)
+    return arn, parameter
+
+
 def main(argv):
     if len(argv) > 2 or (len(argv) == 2 and argv[1] in ("-h", "--help")):
         print(__doc__, file=sys.stderr)
@@ -227,6 +244,9 @@ def main(argv):
     for bucket in [temp_bucket, *provider_buckets]:
         ensure_bucket(s3, bucket)
     key_arn, alias = ensure_key(kms, alias)
+    secret_arn, parameter = ensure_test_secrets(
+        client("secretsmanager", "AWS_ENDPOINT_URL_SECRETS_MANAGER"), client("ssm", "AWS_ENDPOINT_URL_SSM")
+    )
 
     values = [
         ("SKYE_TEST_KMS_KEY_ID", key_arn),
@@ -235,6 +255,8 @@ def main(argv):
         ("SKYE_TEST_SESSIONS_TABLE", sessions_table),
         ("SKYE_TEST_TEMP_BUCKET", temp_bucket),
         ("SKYE_TEST_PROVIDER_BUCKETS", ",".join(provider_buckets)),
+        ("SKYE_TEST_SECRET_ARN", secret_arn),
+        ("SKYE_TEST_SECRET_PARAMETER", parameter),
     ]
     text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values)
     if len(argv) == 2:

@@ -6,6 +6,7 @@
 #   localstack/emulators.sh start   [--all-moto]  # start, create resources, write env.sh
 #   localstack/emulators.sh stop                  # stop everything started by `start`
 #   localstack/emulators.sh status
+#   localstack/emulators.sh tools                 # SAM CLI, cfn-lint, cargo-lambda venv; prints its bin dir
 #
 # After `start`:  source target/emulators/env.sh
 #
@@ -38,7 +39,7 @@ say() { printf 'emulators: %s\n' "$*" >&2; }
 die() { printf 'emulators: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -148,6 +149,17 @@ install_localstack() {
     install_venv "$LS_VENV" "$py" \
         "$SCRIPT_DIR/requirements-localstack.txt" "$SCRIPT_DIR/constraints-localstack.txt" \
         --only-binary=:all: --no-binary="$LS_SDIST_ONLY"
+}
+
+# SAM CLI, cfn-lint, cargo-lambda and zig (deployment checks and arm64 builds); prints the bin dir.
+cmd_tools() {
+    local py venv="$REPO_ROOT/target/tools/venv-sam"
+    py="$(find_python313)" || die "the SAM tools venv needs Python 3.13 (set SKYE_PYTHON313 or install it with pyenv)"
+    mkdir -p "$(dirname "$venv")"
+    install_venv "$venv" "$py" \
+        "$SCRIPT_DIR/requirements-sam.txt" "$SCRIPT_DIR/constraints-sam.txt" \
+        --only-binary=:all:
+    printf '%s\n' "$venv/bin"
 }
 
 cmd_install() {
@@ -352,6 +364,8 @@ cmd_start() {
 export AWS_ENDPOINT_URL_S3=$s3_url
 export AWS_ENDPOINT_URL_KMS=$kms_url
 export AWS_ENDPOINT_URL_DYNAMODB=$moto_url
+export AWS_ENDPOINT_URL_SECRETS_MANAGER=$moto_url
+export AWS_ENDPOINT_URL_SSM=$moto_url
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
@@ -434,6 +448,7 @@ cmd="$1"
 shift
 case "$cmd" in
     install) cmd_install "$@" ;;
+    tools) cmd_tools ;;
     start) cmd_start "$@" ;;
     stop) [[ $# -eq 0 ]] || usage; cmd_stop ;;
     status) cmd_status ;;

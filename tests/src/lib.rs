@@ -143,8 +143,17 @@ pub fn with_providers(app: &App, providers: Vec<Arc<dyn ObjectStore>>) -> App {
         app.vault.settings().clone(),
     )
     .expect("vault");
+    rebuild(app, app.config.clone(), vault)
+}
+
+/// The same app with another configuration (URLs, limits); stores and clients are shared.
+pub fn with_config(app: &App, config: Config) -> App {
+    rebuild(app, config, app.vault.clone())
+}
+
+fn rebuild(app: &App, config: Config, vault: Vault) -> App {
     App::from_deps(Deps {
-        config: app.config.clone(),
+        config,
         vault,
         catalog: app.catalog.clone(),
         sessions: app.sessions.clone(),

@@ -439,3 +439,59 @@ async fn concurrent_opens_share_one_session(env: TestEnv) {
         .collect();
     assert_eq!(ids.len(), 1, "every concurrent opener got the same session");
 }
+
+/// `NAME_SECRET_ARN` and `NAME_PARAMETER` are fetched at start-up (values set by
+/// localstack/create-resources.py on the emulator).
+#[tokio::test]
+async fn secret_references_resolve_from_secrets_manager_and_ssm() {
+    if !skye_integration_tests::emulators_expected() {
+        eprintln!(
+            "emulator backend not requested (SKYE_TEST_EMULATORS unset): run the README test command"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = skye_integration_tests::settings(
+        skye_integration_tests::Backend::Emulator,
+        &dir,
+        "secrets",
+        &[],
+    );
+    vars.remove("EUROOFFICE_JWT_SECRET");
+    vars.remove("SKYE_USER_JWT_SECRET");
+    vars.insert(
+        "EUROOFFICE_JWT_SECRET_SECRET_ARN".into(),
+        std::env::var("SKYE_TEST_SECRET_ARN").expect("SKYE_TEST_SECRET_ARN"),
+    );
+    vars.insert(
+        "SKYE_USER_JWT_SECRET_PARAMETER".into(),
+        std::env::var("SKYE_TEST_SECRET_PARAMETER").expect("SKYE_TEST_SECRET_PARAMETER"),
+    );
+    let app = eurooffice_connector::App::from_config(
+        eurooffice_connector::Config::from_vars(&vars).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.docserver_secret,
+        "secret-from-secrets-manager-0123456789abcdef"
+    );
+    let token = eurooffice_connector::protocol::jwt::sign_raw(
+        "secret-from-ssm-parameter-0123456789abcdef",
+        &serde_json::json!({"sub": "alice", "exp": ids::now() + 60}),
+    )
+    .unwrap();
+    assert_eq!(app.users.verify(&token).await.unwrap().id, "alice");
+    // A reference to a secret that does not exist stops start-up with the variable's name.
+    vars.insert(
+        "EUROOFFICE_JWT_SECRET_SECRET_ARN".into(),
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf".into(),
+    );
+    let err = eurooffice_connector::App::from_config(
+        eurooffice_connector::Config::from_vars(&vars).unwrap(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("EUROOFFICE_JWT_SECRET"), "{err}");
+}

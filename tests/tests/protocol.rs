@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eurooffice_connector::App;
 use eurooffice_connector::model::{Access, SessionState, VersionState};
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -12,7 +11,7 @@ use skye_integration_tests::docserver::serve_connector;
 use skye_integration_tests::faults::{Fault, wrap_all};
 use skye_integration_tests::rig::{Rig, rig, rig_with};
 use skye_integration_tests::{
-    DOCSERVER_SECRET, TestEnv, on_both_backends, pseudo_random, with_providers,
+    DOCSERVER_SECRET, TestEnv, on_both_backends, pseudo_random, with_config, with_providers,
 };
 
 on_both_backends!(
@@ -473,16 +472,7 @@ async fn failed_save_is_staged_and_retried_exactly_once(env: TestEnv) {
     // Same stores, faulty providers, served on its own port with its URLs.
     let mut config = app.config.clone();
     config.eurooffice_callback_url = Some(addr.clone());
-    let app = App::from_deps(eurooffice_connector::app::Deps {
-        config,
-        vault: app.vault.clone(),
-        catalog: app.catalog.clone(),
-        sessions: app.sessions.clone(),
-        temp: app.temp.clone(),
-        docserver_secret: app.docserver_secret.clone(),
-        users: app.users.clone(),
-        http: app.http.clone(),
-    });
+    let app = with_config(&app, config);
     serve_connector(listener, app.clone()).await;
     let rig = Rig {
         app,
