@@ -83,45 +83,54 @@ fn current_rss_kib() -> u64 {
 }
 
 /// One scenario in a fresh process, shards on disk (ciphertext only), so the resident set is
-/// the document plus what the pipeline holds. Prints KiB above the document's own buffer.
-fn peak_child(scenario: &str, mib: usize) {
+/// the document plus what the pipeline holds. `put` stores a document in `dir` and prints KiB
+/// above the document's own buffer; `get` (another process) streams it back and prints KiB
+/// above its resident set before the read.
+fn peak_child(scenario: &str, mib: usize, dir: &std::path::Path) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("dir");
-    let v = vault(dir.path(), true);
-    let doc = data(mib * MIB);
-    let baseline = current_rss_kib();
+    let v = vault(dir, true);
+    let manifest_path = dir.join("manifest.json");
     rt.block_on(async {
-        let manifest = v
-            .put("f", "g", bytes_stream(doc.clone()), u64::MAX)
-            .await
-            .expect("put")
-            .manifest;
-        let after_put = peak_rss_kib();
         if scenario == "put" {
-            println!("{}", after_put.saturating_sub(baseline));
+            let doc = data(mib * MIB);
+            let baseline = current_rss_kib();
+            let stored = v
+                .put("f", "g", bytes_stream(doc.clone()), u64::MAX)
+                .await
+                .expect("put");
+            println!("{}", peak_rss_kib().saturating_sub(baseline));
+            std::fs::write(
+                &manifest_path,
+                serde_json::to_vec(&stored.manifest).expect("json"),
+            )
+            .expect("manifest");
             return;
         }
-        drop(doc);
-        // Writing 5 to clear_refs resets the kernel's high-water mark (Linux ≥ 4.0).
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let before_get = current_rss_kib();
+        let manifest: eurooffice_connector::vault::Manifest =
+            serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest"))
+                .expect("json");
+        let before = current_rss_kib();
         let mut stream = v.get("f", &manifest).await.expect("get");
         let mut n = 0;
         while let Some(chunk) = stream.next().await {
             n += chunk.expect("chunk").len();
         }
         assert_eq!(n, mib * MIB);
-        println!("{}", peak_rss_kib().saturating_sub(before_get));
+        println!("{}", peak_rss_kib().saturating_sub(before));
     });
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--peak") {
-        peak_child(&args[i + 1], args[i + 2].parse().expect("size"));
+        peak_child(
+            &args[i + 1],
+            args[i + 2].parse().expect("size"),
+            std::path::Path::new(&args[i + 3]),
+        );
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -187,12 +196,17 @@ fn main() {
         );
     }
     let exe = std::env::current_exe().expect("exe");
+    let shards = tempfile::tempdir().expect("dir");
+    let shards_dir = shards.path().to_str().expect("utf-8 path");
     for (scenario, what) in [
         ("put", "put, above the document's own buffer"),
-        ("get", "streamed get, above the resident set before it"),
+        (
+            "get",
+            "streamed get (own process), above its resident set before",
+        ),
     ] {
         let out = std::process::Command::new(&exe)
-            .args(["--peak", scenario, "100"])
+            .args(["--peak", scenario, "100", shards_dir])
             .output()
             .expect("child");
         let kib: i64 = String::from_utf8_lossy(&out.stdout)
