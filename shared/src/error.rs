@@ -111,11 +111,6 @@ impl Error {
             other => other.to_string(),
         }
     }
-
-    /// True when retrying the same request later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::Conflict(_))
-    }
 }
 
 impl IntoResponse for Error {
