@@ -198,6 +198,7 @@ impl Config {
             config_token_ttl_secs: number("SKYE_CONFIG_TOKEN_TTL_SECS", 3_600)?,
             file_url_base: url("SKYE_FILE_URL_BASE")?,
         };
+        config.check_manifest_fits()?;
         if config.backend == Backend::Aws {
             config.require_aws()?;
         }
@@ -205,6 +206,24 @@ impl Config {
     }
 
     /// In `aws` mode every backend must be an AWS one: an embedded default is a start-up error.
+    /// A version's manifest lives in one catalog item (DynamoDB: 400 KB at most) beside its
+    /// history and the manifest of its changes: the piece digests of the largest document may
+    /// take half of that.
+    fn check_manifest_fits(&self) -> Result<()> {
+        const DIGEST_BUDGET: u64 = 200_000;
+        let stripe_bytes =
+            self.rs_data_shards as u64 * crate::vault::DEFAULT_SEGMENT_BYTES as u64;
+        let per_stripe = self.total_shards() as u64 * crate::vault::DIGEST_BYTES as u64 * 4 / 3;
+        let largest = DIGEST_BUDGET / per_stripe * stripe_bytes;
+        if self.max_document_bytes > largest {
+            return Err(Error::Config(format!(
+                "SKYE_MAX_DOCUMENT_BYTES: at most {largest} with {} + {} shards, or a version's manifest outgrows its catalog item",
+                self.rs_data_shards, self.rs_parity_shards
+            )));
+        }
+        Ok(())
+    }
+
     fn require_aws(&self) -> Result<()> {
         let missing =
             |name: &str| Error::Config(format!("{name} is required when SKYE_BACKEND=aws"));
@@ -372,6 +391,7 @@ mod tests {
             ("EUROOFFICE_INTERNAL_URL", "eurooffice"),
             ("SKYE_PROVIDERS", "[{]"),
             ("SKYE_MIN_WRITE_SHARDS", "9"),
+            ("SKYE_MAX_DOCUMENT_BYTES", "10000000000"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

@@ -2,6 +2,7 @@
 //! import, read a version, save a new version exactly once, share.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -15,10 +16,24 @@ pub async fn import(app: &App, owner: &str, title: &str, body: ByteStream) -> Re
     validate_title(title)?;
     let file_id = ids::new_id();
     let group_id = ids::new_id();
-    let stored = app
+    // The plaintext digest (save dedupe, exports) is taken as the bytes stream past.
+    let hasher = std::sync::Arc::new(std::sync::Mutex::new(blake3::Hasher::new()));
+    let tap = hasher.clone();
+    let body: ByteStream = Box::pin(body.inspect(move |chunk| {
+        if let (Ok(bytes), Ok(mut h)) = (chunk, tap.lock()) {
+            h.update(bytes);
+        }
+    }));
+    let manifest = app
         .vault
         .put(&file_id, &group_id, body, app.config.max_document_bytes)
         .await?;
+    let digest = hasher
+        .lock()
+        .map_err(|_| Error::internal("digest lock poisoned"))?
+        .finalize()
+        .to_hex()
+        .to_string();
     let now = ids::now();
     let file = FileRecord {
         file_id: file_id.clone(),
@@ -34,18 +49,18 @@ pub async fn import(app: &App, owner: &str, title: &str, body: ByteStream) -> Re
         file_id,
         number: 1,
         state: VersionState::Current,
-        size: stored.manifest.plaintext_len,
+        size: manifest.plaintext_len,
         format: extension_of(title),
         created: now,
         author: owner.to_string(),
         origin: Origin::Import,
-        manifest: stored.manifest.clone(),
+        manifest: manifest.clone(),
         changes: None,
         history: None,
-        digest: stored.digest,
+        digest,
     };
     if let Err(e) = app.catalog.create_file(&file, &version).await {
-        app.vault.delete(&stored.manifest).await;
+        app.vault.delete(&manifest).await;
         return Err(e);
     }
     Ok(file)
@@ -125,7 +140,7 @@ pub async fn save_version(app: &App, file_id: &str, new: NewVersion) -> Result<S
         .await?
         .ok_or(Error::NotFound("file"))?;
     let limit = app.config.max_document_bytes;
-    let stored = app
+    let manifest = app
         .vault
         .put(
             file_id,
@@ -140,27 +155,18 @@ pub async fn save_version(app: &App, file_id: &str, new: NewVersion) -> Result<S
             .put(file_id, &file.version_group_id, bytes_stream(zip), limit)
             .await
         {
-            Ok(s) => Some(s.manifest),
+            Ok(changes) => Some(changes),
             Err(e) => {
-                app.vault.delete(&stored.manifest).await;
+                app.vault.delete(&manifest).await;
                 return Err(e);
             }
         },
         None => None,
     };
-    let written: Vec<Manifest> = std::iter::once(stored.manifest.clone())
+    let written: Vec<Manifest> = std::iter::once(manifest.clone())
         .chain(changes.clone())
         .collect();
-    let result = commit(
-        app,
-        file_id,
-        &new,
-        stored.manifest,
-        stored.digest,
-        changes,
-        marker,
-    )
-    .await;
+    let result = commit(app, file_id, &new, manifest, digest, changes, marker).await;
     match &result {
         Ok(saved) if !saved.duplicate => {}
         _ => {

@@ -4,6 +4,7 @@
 //! to another object all fail authentication.
 
 use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 
 use crate::error::{Error, Result};
@@ -65,13 +66,30 @@ impl SegmentCipher {
             .checked_sub(TAG_BYTES)
             .ok_or_else(|| Error::internal("segment buffer too short"))?;
         let (msg, tag_out) = buf.split_at_mut(split);
+        self.seal_inout(index, last, msg.into(), tag_out)
+    }
+
+    /// Encrypts `plain` into `out`, which is `plain.len() + 16` bytes: the tag goes last. Reading
+    /// the plaintext where it lies saves copying it first.
+    pub fn seal_from(&self, index: u64, last: bool, plain: &[u8], out: &mut [u8]) -> Result<()> {
+        if out.len() != plain.len() + TAG_BYTES {
+            return Err(Error::internal("segment buffer of the wrong size"));
+        }
+        let (msg, tag_out) = out.split_at_mut(plain.len());
+        let buf = InOutBuf::new(plain, msg).map_err(|_| Error::internal("segment sizes differ"))?;
+        self.seal_inout(index, last, buf, tag_out)
+    }
+
+    fn seal_inout(
+        &self,
+        index: u64,
+        last: bool,
+        buf: InOutBuf<'_, '_, u8>,
+        tag_out: &mut [u8],
+    ) -> Result<()> {
         let tag = self
             .cipher
-            .encrypt_inout_detached(
-                &self.nonce(index, last)?,
-                &self.aad(index, last),
-                msg.into(),
-            )
+            .encrypt_inout_detached(&self.nonce(index, last)?, &self.aad(index, last), buf)
             .map_err(|_| Error::internal("segment encryption failed"))?;
         tag_out.copy_from_slice(&tag);
         Ok(())
@@ -121,6 +139,12 @@ mod tests {
         );
         let n = c.open(3, false, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello world");
+        let mut out = vec![0u8; 11 + TAG_BYTES];
+        c.seal_from(3, false, b"hello world", &mut out).unwrap();
+        assert_eq!(
+            out, sealed,
+            "sealing from a separate buffer gives the same bytes"
+        );
         let mut flipped = sealed;
         flipped[0] ^= 1;
         assert!(c.open(3, false, &mut flipped).is_err(), "flipped bit");

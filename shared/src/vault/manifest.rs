@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::crypto::TAG_BYTES;
 use crate::error::{Error, Result};
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// 2: the last stripe's sealed bytes are split evenly over the data pieces (format 1 padded
+/// every piece to a whole segment, storing up to 6x a small document).
+pub const MANIFEST_FORMAT: u32 = 2;
 pub const DIGEST_BYTES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,14 +84,26 @@ impl Geometry {
         let start = s * self.k as u64;
         start..(start + self.k as u64).min(self.segments())
     }
-    /// Every piece of a stripe is as long as its first (largest) ciphertext segment.
+    /// Sealed bytes of stripe `s`: its segments with their tags, back to back.
+    pub fn stripe_cipher_len(&self, s: u64) -> usize {
+        self.stripe_segments(s)
+            .map(|i| self.segment_cipher_len(i))
+            .sum()
+    }
+    /// A stripe's sealed bytes split evenly over its `k` data pieces, the last one zero-padded:
+    /// a full stripe has one sealed segment per piece, a short one stays 1/k per piece.
     pub fn piece_len(&self, s: u64) -> usize {
-        self.segment_cipher_len(s * self.k as u64)
+        self.stripe_cipher_len(s).div_ceil(self.k)
+    }
+    /// True when data piece `j` of stripe `s` starts with sealed segment `j` (every stripe but
+    /// a short last one), so segments are opened where they lie.
+    pub fn segment_aligned(&self, s: u64) -> bool {
+        self.piece_len(s) == self.segment_size as usize + TAG_BYTES
     }
     /// Byte offset of stripe `s` within each shard.
     pub fn piece_offset(&self, s: u64) -> u64 {
         let full = self.segment_size + TAG_BYTES as u64;
-        // Every stripe before the last starts with a full segment.
+        // Every stripe before the last is full: one sealed segment per piece.
         s * full
     }
     pub fn shard_len(&self) -> u64 {
