@@ -211,8 +211,7 @@ impl Config {
     /// take half of that.
     fn check_manifest_fits(&self) -> Result<()> {
         const DIGEST_BUDGET: u64 = 200_000;
-        let stripe_bytes =
-            self.rs_data_shards as u64 * crate::vault::DEFAULT_SEGMENT_BYTES as u64;
+        let stripe_bytes = self.rs_data_shards as u64 * crate::vault::DEFAULT_SEGMENT_BYTES as u64;
         let per_stripe = self.total_shards() as u64 * crate::vault::DIGEST_BYTES as u64 * 4 / 3;
         let largest = DIGEST_BUDGET / per_stripe * stripe_bytes;
         if self.max_document_bytes > largest {

@@ -109,6 +109,24 @@ impl VersionRecord {
     pub fn version_id(&self) -> &str {
         &self.manifest.version_id
     }
+
+    /// Puts a repaired manifest in place of the one (document or changes) it was made from.
+    pub fn replace_manifest(&mut self, repaired: &Manifest) -> crate::Result<()> {
+        let slot = if self.manifest.version_id == repaired.version_id {
+            &mut self.manifest
+        } else {
+            match &mut self.changes {
+                Some(changes) if changes.version_id == repaired.version_id => changes,
+                _ => {
+                    return Err(crate::Error::Conflict(
+                        "manifest belongs to another version".into(),
+                    ));
+                }
+            }
+        };
+        *slot = repaired.clone();
+        Ok(())
+    }
 }
 
 /// Where an editing session stands.

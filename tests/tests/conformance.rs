@@ -242,7 +242,10 @@ async fn catalog_conforms(env: TestEnv) {
 
     let commit = VersionCommit {
         expected_head: 1,
-        version: version(&id, 2),
+        version: VersionRecord {
+            changes: Some(manifest_stub(&id)),
+            ..version(&id, 2)
+        },
         title: Some("report.docx".into()),
         marker: "m2".into(),
     };
@@ -298,6 +301,20 @@ async fn catalog_conforms(env: TestEnv) {
         catalog.replace_manifest(&id, 1, &foreign).await.is_err(),
         "manifest of another version refused"
     );
+    assert_eq!(
+        catalog.version(&id, 1).await.unwrap().unwrap().state,
+        VersionState::Archived,
+        "repair leaves the version's state alone"
+    );
+    // The changes zip of a version is repaired through the same call.
+    let v2 = catalog.version(&id, 2).await.unwrap().unwrap();
+    let mut changes = v2.changes.clone().unwrap();
+    changes.ciphertext_len = 77;
+    catalog.replace_manifest(&id, 2, &changes).await.unwrap();
+    let v2_after = catalog.version(&id, 2).await.unwrap().unwrap();
+    assert_eq!(v2_after.changes.unwrap().ciphertext_len, 77);
+    assert_eq!(v2_after.manifest, v2.manifest, "document manifest untouched");
+    assert_eq!(v2_after.state, VersionState::Current);
 
     catalog
         .set_access(&id, "bob", Some(Access::View))

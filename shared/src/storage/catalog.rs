@@ -49,7 +49,8 @@ pub trait Catalog: Send + Sync {
     async fn commit_version(&self, file_id: &str, commit: &VersionCommit) -> Result<CommitOutcome>;
     /// The version a save marker committed, if any.
     async fn marker(&self, file_id: &str, marker: &str) -> Result<Option<u32>>;
-    /// Replaces a version's manifest (repair moved or rebuilt shards).
+    /// Replaces the manifest of a version's document or of its changes, whichever `manifest`
+    /// was repaired from (repair moved or rebuilt shards).
     async fn replace_manifest(&self, file_id: &str, number: u32, manifest: &Manifest)
     -> Result<()>;
     /// Grants (`Some`) or revokes (`None`) a user's access.
@@ -199,13 +200,7 @@ impl Catalog for FileCatalog {
                     .get_mut(&file_id)
                     .and_then(|vs| vs.iter_mut().find(|v| v.number == number))
                     .ok_or(Error::NotFound("version"))?;
-                if version.manifest.version_id != manifest.version_id {
-                    return Err(Error::Conflict(
-                        "manifest belongs to another version".into(),
-                    ));
-                }
-                version.manifest = manifest;
-                Ok(())
+                version.replace_manifest(&manifest)
             })
             .await
     }
@@ -551,25 +546,51 @@ impl Catalog for DynamoCatalog {
         number: u32,
         manifest: &Manifest,
     ) -> Result<()> {
-        let mut version = self
-            .version(file_id, number)
-            .await?
-            .ok_or(Error::NotFound("version"))?;
-        if version.manifest.version_id != manifest.version_id {
-            return Err(Error::Conflict(
-                "manifest belongs to another version".into(),
-            ));
+        // Guarded by the item as read: a save archiving this version meanwhile must not be
+        // undone by writing back the state repair saw.
+        for _ in 0..8 {
+            let item = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", pk(file_id))
+                .key("sk", version_sk(number))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(dynamo_err)?
+                .item
+                .ok_or(Error::NotFound("version"))?;
+            let before = item
+                .get("data")
+                .cloned()
+                .ok_or_else(|| Error::internal("version item without data"))?;
+            let mut version: VersionRecord = data_of(&item)?;
+            version.replace_manifest(manifest)?;
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::version_item_map(&version)?))
+                .condition_expression("#d = :before")
+                .expression_attribute_names("#d", "data")
+                .expression_attribute_values(":before", before)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(dynamo_err(e)),
+            }
         }
-        version.manifest = manifest.clone();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::version_item_map(&version)?))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(dynamo_err)?;
-        Ok(())
+        Err(Error::Conflict(
+            "version kept changing during repair".into(),
+        ))
     }
 
     async fn set_access(&self, file_id: &str, user: &str, access: Option<Access>) -> Result<()> {
