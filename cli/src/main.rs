@@ -440,22 +440,14 @@ async fn scrub(
 async fn repair(app: &App, file_id: Option<String>) -> Result<ExitCode, Error> {
     let mut failed = 0;
     for id in selected_files(app, file_id).await? {
-        for version in app.catalog.versions(&id).await? {
-            for (what, manifest) in std::iter::once(("document", &version.manifest))
-                .chain(version.changes.as_ref().map(|c| ("changes", c)))
-            {
-                match app.vault.repair(manifest).await {
-                    Ok(Some(repaired)) => {
-                        app.catalog
-                            .replace_manifest(&id, version.number, &repaired)
-                            .await?;
-                        println!("{id} v{} {what}: repaired", version.number);
-                    }
-                    Ok(None) => println!("{id} v{} {what}: ok", version.number),
-                    Err(e) => {
-                        failed += 1;
-                        println!("{id} v{} {what}: cannot repair: {e}", version.number);
-                    }
+        for line in library::repair_file(app, &id).await? {
+            let (number, what) = (line.number, line.object);
+            match line.outcome {
+                Ok(true) => println!("{id} v{number} {what}: repaired"),
+                Ok(false) => println!("{id} v{number} {what}: ok"),
+                Err(e) => {
+                    failed += 1;
+                    println!("{id} v{number} {what}: cannot repair: {e}");
                 }
             }
         }

@@ -265,6 +265,44 @@ pub async fn share(app: &App, file_id: &str, user: &str, access: Option<Access>)
     app.catalog.set_access(file_id, user, access).await
 }
 
+/// What repair did to one stored object of a version.
+#[derive(Debug)]
+pub struct Repaired {
+    pub number: u32,
+    /// `document` or `changes`.
+    pub object: &'static str,
+    /// `Ok(true)`: shards were rebuilt; `Ok(false)`: nothing needed it.
+    pub outcome: Result<bool>,
+}
+
+/// Rebuilds the damaged shards of every version of a file, documents and changes zips alike,
+/// and records the new manifests. A catalog failure stops it; a version beyond repair does not.
+pub async fn repair_file(app: &App, file_id: &str) -> Result<Vec<Repaired>> {
+    let mut out = Vec::new();
+    for version in app.catalog.versions(file_id).await? {
+        let objects = std::iter::once(("document", &version.manifest))
+            .chain(version.changes.as_ref().map(|c| ("changes", c)));
+        for (object, manifest) in objects {
+            let outcome = match app.vault.repair(manifest).await {
+                Ok(Some(repaired)) => {
+                    app.catalog
+                        .replace_manifest(file_id, version.number, &repaired)
+                        .await?;
+                    Ok(true)
+                }
+                Ok(None) => Ok(false),
+                Err(e) => Err(e),
+            };
+            out.push(Repaired {
+                number: version.number,
+                object,
+                outcome,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Every manifest the catalog references (versions and their changes), for garbage collection.
 pub async fn referenced_shards(app: &App) -> Result<std::collections::HashSet<(String, String)>> {
     let mut out = std::collections::HashSet::new();

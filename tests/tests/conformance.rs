@@ -313,7 +313,10 @@ async fn catalog_conforms(env: TestEnv) {
     catalog.replace_manifest(&id, 2, &changes).await.unwrap();
     let v2_after = catalog.version(&id, 2).await.unwrap().unwrap();
     assert_eq!(v2_after.changes.unwrap().ciphertext_len, 77);
-    assert_eq!(v2_after.manifest, v2.manifest, "document manifest untouched");
+    assert_eq!(
+        v2_after.manifest, v2.manifest,
+        "document manifest untouched"
+    );
     assert_eq!(v2_after.state, VersionState::Current);
 
     catalog

@@ -23,6 +23,7 @@ on_both_backends!(
     tampering_is_detected_and_never_released,
     faults_follow_the_degraded_write_rule,
     scrub_and_repair_restore_redundancy,
+    repair_covers_documents_and_their_changes,
     garbage_collection_keeps_referenced_shards,
     no_plaintext_reaches_any_store,
 );
@@ -331,6 +332,77 @@ async fn faults_follow_the_degraded_write_rule(env: TestEnv) {
         before,
         "a failed put deletes what it wrote"
     );
+}
+
+/// `skye repair` goes through `library::repair_file`: a version's changes zip is a stored object
+/// like its document, and gets its lost shards back the same way.
+async fn repair_covers_documents_and_their_changes(env: TestEnv) {
+    use eurooffice_connector::library::{self, NewVersion};
+    use eurooffice_connector::model::Origin;
+    let app = &env.app;
+    let original = pseudo_random(300_000, 21);
+    let file = library::import(app, "alice", "notes.docx", bytes_stream(original.into()))
+        .await
+        .unwrap();
+    let edited = pseudo_random(500_000, 22);
+    let changes = pseudo_random(90_000, 23);
+    library::save_version(
+        app,
+        &file.file_id,
+        NewVersion {
+            author: "alice".into(),
+            origin: Origin::Save,
+            format: "docx".into(),
+            bytes: Bytes::from(edited.clone()),
+            changes: Some(Bytes::from(changes.clone())),
+            history: None,
+            save_id: "s1".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let v2 = app
+        .catalog
+        .version(&file.file_id, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored_changes = v2.changes.clone().unwrap();
+    // One shard of the document and two of the changes zip are lost.
+    for (manifest, shard) in [
+        (&v2.manifest, 1),
+        (&stored_changes, 0),
+        (&stored_changes, 5),
+    ] {
+        let lost = &manifest.shards[shard];
+        let p = &app.vault.providers()[provider_index(&app.vault, &lost.provider)];
+        p.delete(&lost.key).await.unwrap();
+    }
+    assert_eq!(app.vault.scrub(&stored_changes).await.unwrap().damaged(), 2);
+
+    let lines = library::repair_file(app, &file.file_id).await.unwrap();
+    let repaired: Vec<(u32, &str)> = lines
+        .iter()
+        .filter(|l| matches!(l.outcome, Ok(true)))
+        .map(|l| (l.number, l.object))
+        .collect();
+    assert_eq!(repaired, vec![(2, "document"), (2, "changes")]);
+    let v2 = app
+        .catalog
+        .version(&file.file_id, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let changes_after = v2.changes.clone().unwrap();
+    assert_eq!(app.vault.scrub(&v2.manifest).await.unwrap().damaged(), 0);
+    assert_eq!(app.vault.scrub(&changes_after).await.unwrap().damaged(), 0);
+    // Full redundancy again: the bytes come back with any two other shards gone.
+    let mut degraded = changes_after.clone();
+    degraded.shards[1].missing = true;
+    degraded.shards[2].missing = true;
+    assert!(read_all(&app.vault, &degraded).await.unwrap() == changes);
+    assert!(read_all(&app.vault, &v2.manifest).await.unwrap() == edited);
+    assert_eq!(v2.state, eurooffice_connector::model::VersionState::Current);
 }
 
 async fn count_shards(v: &Vault) -> usize {
