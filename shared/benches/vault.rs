@@ -230,16 +230,17 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    // For a profiler: `perf record -e cpu-clock <bench binary> --profile-put`.
-    if args.iter().any(|a| a == "--profile-put") {
+    // For a profiler: `perf record -e cpu-clock <bench binary> --profile-put [MiB]`.
+    if let Some(i) = args.iter().position(|a| a == "--profile-put") {
+        let mib: usize = args.get(i + 1).and_then(|a| a.parse().ok()).unwrap_or(64);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let dir = tempfile::tempdir().expect("dir");
         let sink = sink_vault(dir.path());
-        let doc = data(64 * MIB);
-        for _ in 0..40 {
+        let doc = data(mib * MIB);
+        for _ in 0..(2560 / mib).max(1) {
             rt.block_on(sink.put("f", "g", bytes_stream(doc.clone()), u64::MAX))
                 .expect("put");
         }

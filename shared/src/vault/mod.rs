@@ -100,14 +100,16 @@ fn key_context(file_id: &str, group_id: &str) -> KeyContext {
     ])
 }
 
-/// Digest of one piece, bound to the object, shard and stripe it belongs to.
+/// Digest of one piece, bound to the object, shard and stripe it belongs to. The binding
+/// follows the piece (it parses from the end), so the piece starts BLAKE3's chunk tree and is
+/// hashed at full SIMD width from its first byte.
 fn piece_digest(version_id: &str, shard: usize, stripe: u64, piece: &[u8]) -> [u8; DIGEST_BYTES] {
-    let mut h = blake3::Hasher::new_derive_key("skye-connector shard piece v1");
-    h.update(&(version_id.len() as u32).to_le_bytes());
+    let mut h = blake3::Hasher::new_derive_key("skye-connector shard piece v2");
+    h.update(piece);
     h.update(version_id.as_bytes());
+    h.update(&(version_id.len() as u32).to_le_bytes());
     h.update(&(shard as u32).to_le_bytes());
     h.update(&stripe.to_le_bytes());
-    h.update(piece);
     *h.finalize().as_bytes()
 }
 
@@ -300,7 +302,6 @@ impl Vault {
             }
         }
         .await;
-        drop(encoder);
         drop(senders);
 
         let mut stored = vec![false; n];
@@ -316,6 +317,8 @@ impl Vault {
                 }
             }
         }
+        // Every writer is done: the stripe buffers go back to the vault for the next put.
+        drop(encoder);
         let stored_count = stored.iter().filter(|s| **s).count();
         if feed.is_err() || stored_count < self.settings.min_write_shards {
             for (i, key) in object_keys.iter().enumerate() {
