@@ -13,12 +13,22 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("operating system RNG unavailable: {e}"));
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    buf.iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .map(|nibble| char::from(b"0123456789abcdef"[nibble as usize]))
+        .collect()
 }
 
-/// URL-safe id with 128 random bits (22 characters, `A-Z a-z 0-9 - _`).
+/// URL-safe id with 128 random bits (22 characters, `A-Z a-z 0-9 - _`), never starting with
+/// `-` or `_`: an id is a command-line argument too (`skye versions ID`), and one in 64 would
+/// otherwise read as an option.
 pub fn new_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>());
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return id;
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -46,4 +56,18 @@ pub fn b64(bytes: &[u8]) -> String {
 
 pub fn unb64(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_never_look_like_options() {
+        for _ in 0..10_000 {
+            let id = new_id();
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with(['-', '_']), "{id}");
+        }
+    }
 }
