@@ -316,6 +316,14 @@ fn main() {
         );
         stages.push((mib, stage_floor(&doc, &cipher), put, aes));
     }
+    let empty = best_of(50, || {
+        rt.block_on(sink.put("f", "g", bytes_stream(Bytes::new()), u64::MAX))
+            .expect("put");
+    });
+    println!(
+        "fixed cost of a put (an empty document): {:.0} us",
+        empty * 1e6
+    );
     println!();
     println!(
         "put stages back to back on one stripe's buffers (seal from the input, 4+2 encode, BLAKE3 of"

@@ -104,8 +104,22 @@ fn key_context(file_id: &str, group_id: &str) -> KeyContext {
 /// follows the piece (it parses from the end), so the piece starts BLAKE3's chunk tree and is
 /// hashed at full SIMD width from its first byte.
 fn piece_digest(version_id: &str, shard: usize, stripe: u64, piece: &[u8]) -> [u8; DIGEST_BYTES] {
-    let mut h = blake3::Hasher::new_derive_key("skye-connector shard piece v2");
+    let mut h = piece_hasher();
     h.update(piece);
+    finish_piece_digest(h, version_id, shard, stripe)
+}
+
+/// A hasher for a piece fed in parts; [`finish_piece_digest`] completes it.
+fn piece_hasher() -> blake3::Hasher {
+    blake3::Hasher::new_derive_key("skye-connector shard piece v2")
+}
+
+fn finish_piece_digest(
+    mut h: blake3::Hasher,
+    version_id: &str,
+    shard: usize,
+    stripe: u64,
+) -> [u8; DIGEST_BYTES] {
     h.update(version_id.as_bytes());
     h.update(&(version_id.len() as u32).to_le_bytes());
     h.update(&(shard as u32).to_le_bytes());
@@ -683,6 +697,10 @@ impl PlainQueue {
     }
 }
 
+/// Parity is computed and hashed in blocks this wide (a power of two, so BLAKE3 takes each
+/// block as whole subtrees).
+const PARITY_COLUMN: usize = 32 * 1024;
+
 /// Stripe buffers handed to shard writers, kept so they can be reused once every writer has
 /// let go: fresh memory costs a page fault per 4 KiB, as much as sealing it.
 const STRIPE_BUFFERS: usize = 3;
@@ -789,13 +807,30 @@ impl StripeEncoder<'_> {
         // Padding of a short stripe must be zero: readers and parity both count on it.
         data[offset..].fill(0);
         hash_ready(&mut digests, data, data.len());
-        let data_pieces: Vec<&[u8]> = data.chunks(piece_len).collect();
-        let mut parity_pieces: Vec<&mut [u8]> = parity.chunks_mut(piece_len).collect();
-        self.rs
-            .encode_sep(&data_pieces, &mut parity_pieces)
-            .map_err(|e| Error::internal(format_args!("erasure encode: {e:?}")))?;
-        for (p, piece) in parity.chunks(piece_len).enumerate() {
-            digests.push(piece_digest(self.version_id, k + p, stripe, piece));
+        // Parity column block by column block: each block's parity stays in the core's own
+        // cache while the k data blocks are folded in, and is hashed before it leaves.
+        let mut parity_hashers: Vec<blake3::Hasher> = (k..n).map(|_| piece_hasher()).collect();
+        let mut column = 0;
+        while column < piece_len {
+            let end = (column + PARITY_COLUMN).min(piece_len);
+            let data_blocks: Vec<&[u8]> = data
+                .chunks(piece_len)
+                .map(|piece| &piece[column..end])
+                .collect();
+            let mut parity_blocks: Vec<&mut [u8]> = parity
+                .chunks_mut(piece_len)
+                .map(|piece| &mut piece[column..end])
+                .collect();
+            self.rs
+                .encode_sep(&data_blocks, &mut parity_blocks)
+                .map_err(|e| Error::internal(format_args!("erasure encode: {e:?}")))?;
+            for (hasher, block) in parity_hashers.iter_mut().zip(&parity_blocks) {
+                hasher.update(block);
+            }
+            column = end;
+        }
+        for (p, hasher) in parity_hashers.into_iter().enumerate() {
+            digests.push(finish_piece_digest(hasher, self.version_id, k + p, stripe));
         }
         let whole = buf.freeze();
         let pieces = digests
