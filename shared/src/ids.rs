@@ -10,10 +10,20 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
+pub fn random_vec(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
     getrandom::fill(&mut buf).unwrap_or_else(|e| panic!("operating system RNG unavailable: {e}"));
-    buf.iter()
+    buf
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    hex(&random_vec(bytes))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
         .flat_map(|b| [b >> 4, b & 0xf])
         .map(|nibble| char::from(b"0123456789abcdef"[nibble as usize]))
         .collect()
@@ -69,5 +79,6 @@ mod tests {
             assert_eq!(id.len(), 22);
             assert!(!id.starts_with(['-', '_']), "{id}");
         }
+        assert_eq!(hex(&[0x00, 0x7f, 0xa5, 0xff]), "007fa5ff");
     }
 }
