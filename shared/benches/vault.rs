@@ -307,7 +307,7 @@ fn main() {
             gbps(doc.len(), get),
         );
         println!(
-            "{:>4}MiB  {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s  {:>10.0}% {:>10.0}%",
+            "{:>4}MiB  {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s  {:>10.1}% {:>10.1}%",
             mib,
             m,
             a,
@@ -338,7 +338,7 @@ fn main() {
     for (mib, floor, put, aes) in stages {
         let len = mib * MIB;
         println!(
-            "{:>4}MiB  {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s  {:>10.0}% {:>10.0}%",
+            "{:>4}MiB  {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s {:>6.2}GB/s  {:>10.1}% {:>10.1}%",
             mib,
             gbps(len, floor.seal),
             gbps(len, floor.encode),
