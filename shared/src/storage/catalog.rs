@@ -320,29 +320,47 @@ impl DynamoCatalog {
                 .await?
                 .ok_or(Error::NotFound("file"))?;
             change(&mut file);
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(Self::file_item_map(&file, rev + 1)?))
-                .condition_expression("rev = :rev")
-                .expression_attribute_values(":rev", n(rev))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(dynamo_err(e)),
+            let item = Self::file_item_map(&file, rev + 1)?;
+            if self
+                .put_if(item, "rev = :rev", None, (":rev", n(rev)))
+                .await?
+            {
+                return Ok(());
             }
         }
         Err(Error::Conflict(
             "file changed concurrently too often".into(),
         ))
+    }
+
+    /// Writes `item` if `condition` holds; `Ok(false)` when it does not (another writer won).
+    async fn put_if(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        condition: &str,
+        name: Option<(&str, &str)>,
+        value: (&str, AttributeValue),
+    ) -> Result<bool> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_values(value.0, value.1);
+        if let Some((placeholder, attribute)) = name {
+            request = request.expression_attribute_names(placeholder, attribute);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_err(e)),
+        }
     }
 }
 
@@ -567,25 +585,14 @@ impl Catalog for DynamoCatalog {
                 .ok_or_else(|| Error::internal("version item without data"))?;
             let mut version: VersionRecord = data_of(&item)?;
             version.replace_manifest(manifest)?;
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(Self::version_item_map(&version)?))
-                .condition_expression("#d = :before")
-                .expression_attribute_names("#d", "data")
-                .expression_attribute_values(":before", before)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(dynamo_err(e)),
+            let item = Self::version_item_map(&version)?;
+            // `data` is a reserved word in DynamoDB expressions.
+            let unchanged = Some(("#d", "data"));
+            if self
+                .put_if(item, "#d = :before", unchanged, (":before", before))
+                .await?
+            {
+                return Ok(());
             }
         }
         Err(Error::Conflict(
