@@ -333,6 +333,25 @@ impl DynamoCatalog {
         ))
     }
 
+    /// A version's raw item, read consistently.
+    async fn version_item(
+        &self,
+        file_id: &str,
+        number: u32,
+    ) -> Result<Option<HashMap<String, AttributeValue>>> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk(file_id))
+            .key("sk", version_sk(number))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo_err)?
+            .item)
+    }
+
     /// Writes `item` if `condition` holds; `Ok(false)` when it does not (another writer won).
     async fn put_if(
         &self,
@@ -446,17 +465,10 @@ impl Catalog for DynamoCatalog {
     }
 
     async fn version(&self, file_id: &str, number: u32) -> Result<Option<VersionRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", pk(file_id))
-            .key("sk", version_sk(number))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo_err)?;
-        out.item.map(|item| data_of(&item)).transpose()
+        self.version_item(file_id, number)
+            .await?
+            .map(|item| data_of(&item))
+            .transpose()
     }
 
     async fn commit_version(&self, file_id: &str, commit: &VersionCommit) -> Result<CommitOutcome> {
@@ -568,16 +580,8 @@ impl Catalog for DynamoCatalog {
         // undone by writing back the state repair saw.
         for _ in 0..8 {
             let item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", pk(file_id))
-                .key("sk", version_sk(number))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(dynamo_err)?
-                .item
+                .version_item(file_id, number)
+                .await?
                 .ok_or(Error::NotFound("version"))?;
             let before = item
                 .get("data")
